@@ -1,0 +1,4 @@
+export * from './init.ts';
+export * from './linear.ts';
+export * from './norm.ts';
+export * from './vit.ts';

@@ -1,0 +1,2 @@
+export * from './optim.ts';
+export * from './schedule.ts';
