@@ -571,7 +571,8 @@ def gen_qformer():
     em[0, 7:] = 0
     last, pooled = qformer_forward(p, cfg, q.double(), enc.double(), query_length=8, attention_mask=am, encoder_attention_mask=em)
     write_fixture('blip2_qformer_text', cfg, p,
-                  {'query_embeds': q, 'encoder_hidden_states': enc, 'attention_mask': am, 'encoder_attention_mask': em},
+                  {'query_embeds': q, 'encoder_hidden_states': enc, 'attention_mask': am, 'encoder_attention_mask': em,
+                   'query_length': torch.tensor([8], dtype=torch.int32)},
                   {'last_hidden_state': last, 'pooler_output': pooled}, {'query_length': 8})
 
 

@@ -220,7 +220,15 @@ export const family: ModelFamily<Blip2QFormerConfig, Blip2QFormerParams> = {
     const q = inputs.get('query_embeds');
     if (enc === undefined) throw new Error('blip_2_qformer: missing input encoder_hidden_states');
     if (q === undefined) throw new Error('blip_2_qformer: missing input query_embeds (Blip2QFormerModel has no query tokens of its own)');
-    const out = forwardQFormer(params, cfg, q, enc);
+    // Optional HF arguments: attention masks, and query_length (a one-element integer tensor)
+    // when query_embeds also carries text positions.
+    const ql = inputs.get('query_length');
+    if (ql !== undefined && ql.size !== 1) throw new Error(`blip_2_qformer: query_length must hold one integer, got ${ql.describe()}`);
+    const out = forwardQFormer(params, cfg, q, enc, {
+      attentionMask: inputs.get('attention_mask') ?? null,
+      encoderAttentionMask: inputs.get('encoder_attention_mask') ?? null,
+      ...(ql !== undefined ? { queryLength: F.item(ql) } : {}),
+    });
     return new Map([['last_hidden_state', out.lastHiddenState], ['pooler_output', out.poolerOutput]]);
   },
 };
