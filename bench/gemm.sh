@@ -2,15 +2,15 @@
 # Chimera's native sgemm next to numpy/OpenBLAS on the same machine, in one run:
 #   bash bench/gemm.sh [--seconds S] [--rounds R]
 # Needs the built CLI (npm run build) and addon. Each round measures every shape/thread pair with
-# Chimera and then with numpy back to back (so both see the same machine load); the best mean over
-# the R rounds (default 3) is kept for each side.
+# Chimera and numpy back to back, in alternating order (so both see the same machine load); the
+# best mean over the R rounds (default 5) is kept for each side.
 # PYTHON picks the interpreter; otherwise the first of /usr/bin/python3 and python3 whose numpy
 # uses OpenBLAS (Debian's numpy does once libopenblas0-pthread is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=0.5
-rounds=3
+rounds=5
 shapes=1024x1024x1024,512x3072x768,1x4096x4096
 threads="1 2"
 while [ $# -gt 0 ]; do
@@ -51,8 +51,10 @@ trap 'rm -rf "$tmp"' EXIT
 for r in $(seq 1 "$rounds"); do
   for shape in ${shapes//,/ }; do
     for t in $threads; do
-      node dist/src/cli/main.js bench gemm --json --seconds "$seconds" --shapes "$shape" --threads "$t" >>"$tmp/chimera.jsonl"
-      env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" bench/gemm_numpy.py --seconds "$seconds" --shapes "$shape" --threads "$t" >>"$tmp/numpy.jsonl"
+      run_chimera() { node dist/src/cli/main.js bench gemm --json --seconds "$seconds" --shapes "$shape" --threads "$t" >>"$tmp/chimera.jsonl"; }
+      run_numpy() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" bench/gemm_numpy.py --seconds "$seconds" --shapes "$shape" --threads "$t" >>"$tmp/numpy.jsonl"; }
+      # alternate who goes first, so neither side always follows the other's warm-up or spin-down
+      if [ $((r % 2)) -eq 1 ]; then run_chimera; run_numpy; else run_numpy; run_chimera; fi
     done
   done
 done

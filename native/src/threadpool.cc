@@ -20,6 +20,13 @@ inline void cpu_relax() {
 #endif
 }
 
+// Busy-wait step: pause for the first spins, then give the core away, so a waiting thread
+// costs little when the machine has more runnable threads than cores.
+inline void backoff(int& spins) {
+  if (++spins < 2048) cpu_relax();
+  else std::this_thread::yield();
+}
+
 // Depth of parallel_run jobs this thread is executing as a pool member (0 = none).
 thread_local int tl_in_pool_job = 0;
 
@@ -43,7 +50,7 @@ struct Pool {
       // Spin for a while before sleeping: kernels arrive in quick succession.
       int spins = 0;
       while (generation.load(std::memory_order_acquire) == seen && !stop.load(std::memory_order_relaxed)) {
-        if (++spins < 100000) { cpu_relax(); continue; }
+        if (spins < 20000) { backoff(spins); continue; }
         std::unique_lock<std::mutex> lk(mu);
         cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen || stop.load(); });
         break;
@@ -103,7 +110,8 @@ struct Pool {
     tl_in_pool_job = 1;
     fn(0, nthreads);
     tl_in_pool_job = 0;
-    while (pending.load(std::memory_order_acquire) != 0) cpu_relax();
+    int spins = 0;
+    while (pending.load(std::memory_order_acquire) != 0) backoff(spins);
     job = nullptr;
     busy.store(false, std::memory_order_release);
   }
@@ -115,7 +123,8 @@ struct Pool {
       bar_waiting.store(0, std::memory_order_relaxed);
       bar_phase.store(phase + 1, std::memory_order_release);
     } else {
-      while (bar_phase.load(std::memory_order_acquire) == phase) cpu_relax();
+      int spins = 0;
+      while (bar_phase.load(std::memory_order_acquire) == phase) backoff(spins);
     }
   }
 
