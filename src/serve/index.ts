@@ -1,0 +1,2 @@
+export * from './generate.ts';
+export { checkSampling, applyRepetitionPenalty, candidateDistribution, sampleToken, nextToken, type SamplingOptions, type Candidates } from './sampling.ts';
