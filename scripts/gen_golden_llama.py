@@ -23,9 +23,12 @@ Run: /usr/bin/python3 scripts/gen_golden_llama.py   (needs torch; Debian's torch
 import json
 import math
 import os
-import struct
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_io  # noqa: E402
 import torch.nn.functional as F
 from torch import nn
 
@@ -36,27 +39,7 @@ OUT_DIR = os.path.join(ROOT, 'test', 'golden', 'models')
 # ---- safetensors writer ------------------------------------------------------------------------
 
 def write_safetensors(path, tensors, metadata=None):
-    """8-byte LE header length, JSON header (space-padded to 8 bytes), raw LE data."""
-    header = {'__metadata__': metadata or {'format': 'pt'}}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        if t.dtype in (torch.float32, torch.float64):
-            dt, raw = 'F32', t.to(torch.float32).numpy().astype('<f4').tobytes()
-        elif t.dtype == torch.int64:
-            dt, raw = 'I64', t.numpy().astype('<i8').tobytes()
-        else:
-            raise TypeError(f'{name}: unsupported dtype {t.dtype}')
-        header[name] = {'dtype': dt, 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    hb = json.dumps(header, separators=(',', ':')).encode('utf-8')
-    hb += b' ' * (-len(hb) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
+    golden_io.write_safetensors(path, tensors, metadata or {'format': 'pt'}, ints='I64')
 
 
 # ---- the model (HF modeling_llama semantics) ---------------------------------------------------

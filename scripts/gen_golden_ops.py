@@ -21,11 +21,13 @@ Run: /usr/bin/python3 scripts/gen_golden_ops.py   (needs torch; Debian's torch 1
 import json
 import math
 import os
-import struct
 import sys
 import zlib
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_io  # noqa: E402
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,28 +39,7 @@ CASES = []  # (name, op, params, make_inputs, fn, nograd)
 # ---- safetensors writer ------------------------------------------------------------------------
 
 def write_safetensors(path, tensors, metadata):
-    """8-byte LE header length, JSON header (padded with spaces to 8 bytes), raw LE data."""
-    header = {'__metadata__': metadata}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        if t.dtype in (torch.float32, torch.float64):
-            dt, raw = 'F32', t.to(torch.float32).numpy().astype('<f4').tobytes()
-        elif t.dtype in (torch.int32, torch.int64):
-            dt, raw = 'I32', t.to(torch.int32).numpy().astype('<i4').tobytes()
-        else:
-            raise TypeError(f'{name}: unsupported dtype {t.dtype}')
-        header[name] = {'dtype': dt, 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    hb = json.dumps(header, separators=(',', ':')).encode('utf-8')
-    hb += b' ' * (-len(hb) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
+    golden_io.write_safetensors(path, tensors, metadata)
 
 
 # ---- case registry -----------------------------------------------------------------------------

@@ -24,9 +24,12 @@ Run: /usr/bin/python3 scripts/gen_golden_vision.py   (Debian's torch 1.13 CPU + 
 import json
 import math
 import os
-import struct
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_io  # noqa: E402
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,27 +39,7 @@ OUT_DIR = os.path.join(ROOT, 'test', 'golden', 'models')
 # ---- io ----------------------------------------------------------------------------------------
 
 def write_safetensors(path, tensors, metadata=None):
-    """8-byte LE header length, JSON header (space-padded to 8 bytes), raw LE data in key order."""
-    header = {}
-    if metadata:
-        header['__metadata__'] = {k: str(v) for k, v in metadata.items()}
-    blobs, offset = [], 0
-    for name in tensors:
-        t = tensors[name].detach().contiguous()
-        if t.dtype.is_floating_point:
-            dt, raw = 'F32', t.to(torch.float32).numpy().astype('<f4').tobytes()
-        else:
-            dt, raw = 'I32', t.to(torch.int32).numpy().astype('<i4').tobytes()
-        header[name] = {'dtype': dt, 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    hb = json.dumps(header, separators=(',', ':')).encode('utf-8')
-    hb += b' ' * (-len(hb) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
+    golden_io.write_safetensors(path, tensors, metadata, sort=False)
 
 
 def write_fixture(name, config, params, inputs, outputs, options):
