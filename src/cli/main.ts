@@ -26,6 +26,11 @@ const commands: Record<string, Command> = {
     usage: 'chimera bench gemm [--json] | chimera bench ops [--json] | chimera bench train-step --config FILE --batch B --seq T --steps N [--json] | chimera bench decode --config FILE --tokens N [--json]',
     run: async (a) => (await import('./bench.ts')).bench(a),
   },
+  plan: {
+    summary: 'image positions and FLOPs per view for a preset and an image size',
+    usage: 'chimera plan --preset NAME --image WxH [--detail low|high] [--json] [--svg FILE]',
+    run: async (a) => (await import('./plan.ts')).planCommand(a),
+  },
   info: {
     summary: 'backend, ISA and thread count in use',
     usage: 'chimera info [--json]',
