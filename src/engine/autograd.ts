@@ -4,6 +4,9 @@
 
 import { spendNode, Tensor, untracked, type GradNode } from './tensor.ts';
 import { fmt, shapeEq } from './shape.ts';
+// ops import this module too; the cycle is safe because both sides only call each other at run time.
+import { clone, onesLike } from './ops/core.ts';
+import { add, addInPlace } from './ops/elementwise.ts';
 
 let gradEnabled = true;
 
@@ -89,7 +92,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
   const grads = new Map<number, Tensor>();
   untracked(() => {
     noGrad(() => {
-      grads.set(root.id, grad ? grad.share() : helpers().onesLike(root));
+      grads.set(root.id, grad ? grad.share() : onesLike(root));
       for (let idx = order.length - 1; idx >= 0; idx--) {
         const t = order[idx]!;
         const g = grads.get(t.id);
@@ -101,10 +104,10 @@ export function backward(root: Tensor, grad?: Tensor): void {
           if (!shapeEq(g.shape, t.shape)) throw new Error(`backward: gradient ${fmt(g.shape)} does not match leaf ${t.describe()}`);
           // .grad owns a dense buffer of its own, so later accumulation can be in place.
           if (t.grad === null) {
-            t.grad = g.storage.refs === 1 && g.contiguous && g.offset === 0 ? g : helpers().clone(g);
+            t.grad = g.storage.refs === 1 && g.contiguous && g.offset === 0 ? g : clone(g);
             if (t.grad !== g) g.dispose();
           } else {
-            helpers().addInPlace(t.grad, g);
+            addInPlace(t.grad, g);
             g.dispose();
           }
           continue;
@@ -128,7 +131,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
           const prev = grads.get(inp.id);
           if (prev === undefined) grads.set(inp.id, gi);
           else {
-            grads.set(inp.id, helpers().add(prev, gi));
+            grads.set(inp.id, add(prev, gi));
             prev.dispose();
             gi.dispose();
           }
@@ -138,22 +141,4 @@ export function backward(root: Tensor, grad?: Tensor): void {
     });
   });
   for (const g of grads.values()) g.dispose();
-}
-
-// Set by the ops module at load time (autograd cannot import ops: ops import autograd).
-export interface AutogradHelpers {
-  add(a: Tensor, b: Tensor): Tensor;
-  addInPlace(dst: Tensor, src: Tensor): void;
-  clone(t: Tensor): Tensor;
-  onesLike(t: Tensor): Tensor;
-}
-let installed: AutogradHelpers | null = null;
-
-export function installAutogradHelpers(h: AutogradHelpers): void {
-  installed = h;
-}
-
-function helpers(): AutogradHelpers {
-  if (installed === null) throw new Error('autograd: ops not loaded');
-  return installed;
 }

@@ -28,6 +28,13 @@ function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
+/** dst += src in place (dst dense and exclusively owned; src of the same shape, any layout). */
+export function addInPlace(dst: Tensor, src: Tensor): void {
+  if (!shapeEq(dst.shape, src.shape)) throw new Error(`addInPlace: ${fmt(src.shape)} into ${fmt(dst.shape)}`);
+  const d = dst.data;
+  backend().binary('add', d, 0, [1], denseData(src), 0, [1], [d.length], d);
+}
+
 /** Sums g over broadcast dims so it has `shape` (the adjoint of broadcasting). */
 export function sumTo(g: Tensor, shape: Shape): Tensor {
   if (shapeEq(g.shape, shape)) return g.share();

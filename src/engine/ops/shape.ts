@@ -6,6 +6,7 @@ import { record } from '../autograd.ts';
 import { contiguousStrides, fmt, normAxis, numel, shapeEq, type Shape } from '../shape.ts';
 import { empty, Tensor } from '../tensor.ts';
 import { assertF32, clone, denseData, denseI32, zeros } from './core.ts';
+import { sumTo } from './elementwise.ts'; // a cycle (elementwise imports this module), used only at run time
 
 function view(t: Tensor, shape: Shape, strides: readonly number[], offset: number): Tensor {
   t.storage.retain();
@@ -138,16 +139,7 @@ export function expand(t: Tensor, shape: Shape): Tensor {
     if (sd === 1) return 0;
     throw new Error(`expand: cannot expand ${fmt(t.shape)} to ${fmt(shape)}`);
   });
-  return record('expand', [t], view(t, target, strides, t.offset), [], (g) => [sumToShape(g, t.shape)]);
-}
-
-// Late-bound to avoid a cycle with elementwise.ts (which imports this module).
-let sumToImpl: ((g: Tensor, shape: Shape) => Tensor) | null = null;
-export function installSumTo(f: (g: Tensor, shape: Shape) => Tensor): void {
-  sumToImpl = f;
-}
-function sumToShape(g: Tensor, shape: Shape): Tensor {
-  return sumToImpl!(g, shape);
+  return record('expand', [t], view(t, target, strides, t.offset), [], (g) => [sumTo(g, t.shape)]);
 }
 
 /** Joins tensors along an existing axis. */
