@@ -339,12 +339,19 @@ inline Taps taps(int mode, int64_t dst, int64_t in, int64_t out, bool align, dou
   return t;
 }
 
+// Source taps of every output row (th) and column (tw); shared by the forward and its adjoint.
+void tap_tables(const Interp& g, std::vector<Taps>& th, std::vector<Taps>& tw) {
+  th.resize(g.Ho);
+  tw.resize(g.Wo);
+  for (int64_t o = 0; o < g.Ho; o++) th[o] = taps(g.mode, o, g.H, g.Ho, g.alignCorners, g.scaleH);
+  for (int64_t o = 0; o < g.Wo; o++) tw[o] = taps(g.mode, o, g.W, g.Wo, g.alignCorners, g.scaleW);
+}
+
 }  // namespace
 
 void interpolate(const float* x, float* y, const Interp& g, int64_t p0, int64_t p1) {
-  std::vector<Taps> th(g.Ho), tw(g.Wo);
-  for (int64_t o = 0; o < g.Ho; o++) th[o] = taps(g.mode, o, g.H, g.Ho, g.alignCorners, g.scaleH);
-  for (int64_t o = 0; o < g.Wo; o++) tw[o] = taps(g.mode, o, g.W, g.Wo, g.alignCorners, g.scaleW);
+  std::vector<Taps> th, tw;
+  tap_tables(g, th, tw);
   for (int64_t p = p0; p < p1; p++) {
     const float* xp = x + p * g.H * g.W;
     float* yp = y + p * g.Ho * g.Wo;
@@ -366,9 +373,8 @@ void interpolate(const float* x, float* y, const Interp& g, int64_t p0, int64_t 
 }
 
 void interpolate_bwd(const float* gy, float* gx, const Interp& g, int64_t p0, int64_t p1) {
-  std::vector<Taps> th(g.Ho), tw(g.Wo);
-  for (int64_t o = 0; o < g.Ho; o++) th[o] = taps(g.mode, o, g.H, g.Ho, g.alignCorners, g.scaleH);
-  for (int64_t o = 0; o < g.Wo; o++) tw[o] = taps(g.mode, o, g.W, g.Wo, g.alignCorners, g.scaleW);
+  std::vector<Taps> th, tw;
+  tap_tables(g, th, tw);
   for (int64_t p = p0; p < p1; p++) {
     const float* gp = gy + p * g.Ho * g.Wo;
     float* xp = gx + p * g.H * g.W;

@@ -50,11 +50,9 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: C
           c: yd, cOff: (n * Cout + gi * Coutg) * P, ldc: P, strideC: 0, batch: 1,
         });
       }
-      if (bd !== null) for (let c = 0; c < Cout; c++) {
-        const o = (n * Cout + c) * P, b = bd[c]!;
-        for (let p = 0; p < P; p++) yd[o + p] += b;
-      }
     }
+    // y [N, Cout, P] += bias [Cout], broadcast in one kernel call.
+    if (bd !== null) backend().binary('add', yd, 0, [Cout * P, P, 1], bd, 0, [0, 1, 0], [N, Cout, P], yd);
   }
   const inputs = bias === null ? [x, w] : [x, w, bias];
   return record('conv2d', inputs, out, [], (gy) => {
@@ -87,14 +85,11 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: C
     }
     let gb: Tensor | null = null;
     if (bias !== null) {
-      gb = zeros([Cout]);
-      const gbd = gb.data;
-      for (let n = 0; n < N; n++) for (let c = 0; c < Cout; c++) {
-        let s = 0;
-        const o = (n * Cout + c) * P;
-        for (let p = 0; p < P; p++) s += gyd[o + p]!;
-        gbd[c]! += s;
-      }
+      // gb [Cout] = sum of gy [N, Cout, P] over N and P.
+      const perImage = new Float32Array(N * Cout);
+      backend().reduce('sum', gyd, N * Cout, P, 1, perImage);
+      gb = empty([Cout]);
+      backend().reduce('sum', perImage, 1, N, Cout, gb.data);
     }
     return bias === null ? [gx, gw] : [gx, gw, gb];
   });

@@ -3,7 +3,7 @@
 import { backend, type ReduceOp } from '../backend.ts';
 import { record } from '../autograd.ts';
 import { normAxis, numel } from '../shape.ts';
-import { empty, Tensor } from '../tensor.ts';
+import { empty, fromData, Tensor } from '../tensor.ts';
 import { assertF32, denseData, zeros } from './core.ts';
 import { expand, reshape } from './shape.ts';
 import { scale } from './elementwise.ts';
@@ -35,6 +35,8 @@ function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepdim: boolean): T
     shape[a] = 1;
   }
   const outShape = keepdim ? shape : shape.filter((_, i) => !axes.includes(i));
+  // Each reduction wrote a fresh array; with no axes `data` may still be x's own storage.
+  if (axes.length > 0) return fromData(data, outShape);
   const out = empty(outShape);
   out.data.set(data);
   return out;
