@@ -31,6 +31,11 @@ const commands: Record<string, Command> = {
     usage: 'chimera plan --preset NAME --image WxH [--detail low|high] [--json] [--svg FILE]',
     run: async (a) => (await import('./plan.ts')).planCommand(a),
   },
+  init: {
+    summary: 'a randomly initialised model folder of a preset (NAME or NAME:tiny)',
+    usage: 'chimera init --preset NAME[:tiny] --out DIR [--seed S] [--config-only] [--json]',
+    run: async (a) => (await import('./init.ts')).init(a),
+  },
   info: {
     summary: 'backend, ISA and thread count in use',
     usage: 'chimera info [--json]',

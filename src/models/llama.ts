@@ -59,7 +59,24 @@ export interface LlamaLayer {
   input_layernorm: RMSNorm; // [D]
   self_attn: LlamaAttention;
   post_attention_layernorm: RMSNorm; // [D]
-  mlp: LlamaMlp;
+  /** Null where a hook supplies the feed-forward (a sparse MoE layer keeps its weights elsewhere). */
+  mlp: LlamaMlp | null;
+}
+
+export type LlamaLinearName = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj';
+
+/**
+ * Extension points for bridges that change the decoder (Flamingo's gated cross-attention,
+ * CogVLM's visual expert, MoE feed-forwards, LaVIN's adapters). Each hook sees the step's new
+ * positions only ([B, T, ...]); returning null keeps the default computation.
+ */
+export interface DecoderHooks {
+  /** Residual stream entering layer l [B, T, D] -> its replacement. */
+  beforeLayer?(layer: number, x: Tensor): Tensor;
+  /** An attention projection of layer l on its normed input h [B, T, D_in]. */
+  linear?(layer: number, name: LlamaLinearName, base: Linear, h: Tensor): Tensor | null;
+  /** The feed-forward of layer l on its normed input h [B, T, D]. */
+  mlp?(layer: number, h: Tensor, base: LlamaMlp | null): Tensor | null;
 }
 
 export interface LlamaParams {
@@ -182,6 +199,7 @@ export interface LlamaRunOptions {
   attentionMask?: Tensor | null;
   /** Only the last position's output: [B, 1, ...]. */
   lastOnly?: boolean;
+  hooks?: DecoderHooks | null;
 }
 
 /** Token embeddings [B, T, D] of i32 ids [B, T]; an id outside [0, V) throws naming vocab_size. */
@@ -272,15 +290,17 @@ interface StepContext {
   rope: RopeTables;
   mask: StepMask;
   cache: KVCache | null;
+  hooks: DecoderHooks | null;
 }
 
 function attentionBlock(p: LlamaAttention, cfg: LlamaConfig, h: Tensor, layer: number, ctx: StepContext): Tensor {
   const { B, T, P, cache } = ctx;
   const H = cfg.numHeads, Hkv = cfg.numKvHeads, Dh = cfg.headDim;
   const heads = (t: Tensor, n: number): Tensor => F.permute(F.reshape(t, [B, T, n, Dh]), [0, 2, 1, 3]); // view [B, n, T, Dh]
-  const q = F.rope(heads(linear(p.q_proj, h), H), ctx.rope.cos, ctx.rope.sin); // [B, H, T, Dh]
-  const k = F.rope(heads(linear(p.k_proj, h), Hkv), ctx.rope.cos, ctx.rope.sin); // [B, Hkv, T, Dh]
-  const v = heads(linear(p.v_proj, h), Hkv); // [B, Hkv, T, Dh] (strided view)
+  const proj = (name: LlamaLinearName, x: Tensor): Tensor => ctx.hooks?.linear?.(layer, name, p[name], x) ?? linear(p[name], x);
+  const q = F.rope(heads(proj('q_proj', h), H), ctx.rope.cos, ctx.rope.sin); // [B, H, T, Dh]
+  const k = F.rope(heads(proj('k_proj', h), Hkv), ctx.rope.cos, ctx.rope.sin); // [B, Hkv, T, Dh]
+  const v = heads(proj('v_proj', h), Hkv); // [B, Hkv, T, Dh] (strided view)
   let o: Tensor; // [B, H, T, Dh]
   const grad = isGradEnabled() && (q.requiresGrad || k.requiresGrad || v.requiresGrad);
   if (cache === null) {
@@ -297,11 +317,19 @@ function attentionBlock(p: LlamaAttention, cfg: LlamaConfig, h: Tensor, layer: n
     cache.write(layer, k, v);
   }
   const merged = F.reshape(F.transpose(o, 1, 2), [B, T, H * Dh]); // [B, T, H*Dh]
-  return linear(p.o_proj, merged); // [B, T, D]
+  return proj('o_proj', merged); // [B, T, D]
 }
 
-function mlpBlock(p: LlamaMlp, h: Tensor): Tensor {
+/** SwiGLU feed-forward [B, T, D] -> [B, T, D]. */
+export function llamaMlp(p: LlamaMlp, h: Tensor): Tensor {
   return linear(p.down_proj, F.mul(F.silu(linear(p.gate_proj, h)), linear(p.up_proj, h))); // [B, T, D]
+}
+
+function mlpBlock(p: LlamaMlp | null, h: Tensor, layer: number, hooks: DecoderHooks | null): Tensor {
+  const out = hooks?.mlp?.(layer, h, p) ?? null;
+  if (out !== null) return out;
+  if (p === null) throw new Error(`llama: layer ${layer} has no mlp weights and no hook supplied its feed-forward`);
+  return llamaMlp(p, h);
 }
 
 /**
@@ -330,14 +358,16 @@ export function llamaHidden(p: LlamaParams, cfg: LlamaConfig, input: Tensor, opt
     if (cache !== null) {
       if (cache.begin(T, given)) rowMask = { data: cache.slotMask, strideB: cache.capacity, strideQ: 0 };
     } else if (given !== null && given.includes(0)) rowMask = { data: given, strideB: S, strideQ: 0 };
-    const ctx: StepContext = { B, T, P, cache, rope: stepRope(cfg, B, T, P, rowMask), mask: stepMask(B, T, P, rowMask, cfg.slidingWindow) };
+    const hooks = opts.hooks ?? null;
+    const ctx: StepContext = { B, T, P, cache, hooks, rope: stepRope(cfg, B, T, P, rowMask), mask: stepMask(B, T, P, rowMask, cfg.slidingWindow) };
     const eps = cfg.rmsNormEps;
     for (let l = 0; l < p.model.layers.length; l++) {
       const lp = p.model.layers[l]!;
       const prev = x;
       x = tidy(() => {
-        const a = F.add(prev, attentionBlock(lp.self_attn, cfg, rmsNorm(lp.input_layernorm, prev, eps), l, ctx));
-        return F.add(a, mlpBlock(lp.mlp, rmsNorm(lp.post_attention_layernorm, a, eps)));
+        const xin = hooks?.beforeLayer ? hooks.beforeLayer(l, prev) : prev;
+        const a = F.add(xin, attentionBlock(lp.self_attn, cfg, rmsNorm(lp.input_layernorm, xin, eps), l, ctx));
+        return F.add(a, mlpBlock(lp.mlp, rmsNorm(lp.post_attention_layernorm, a, eps), l, hooks));
       });
       if (prev !== input) prev.dispose();
     }

@@ -31,6 +31,7 @@ const families: Record<string, Loader> = {
   dinov2: async () => (await import('./dinov2.ts')).family as ModelFamily,
   convnext: async () => (await import('./convnext.ts')).family as ModelFamily,
   blip_2_qformer: async () => (await import('./blip2-qformer.ts')).family as ModelFamily,
+  chimera_vlm: async () => (await import('./vlm/model.ts')).family as ModelFamily,
 };
 
 const aliases: Record<string, string> = {
