@@ -207,7 +207,7 @@ function prepare(cfg: SphinxConfig, image: RgbImage, detail: Detail): PreparedIm
 }
 
 /** ConvNeXt trunk -> [V, 1 + G², C]: the map duplicated up to G×G, flattened row-major, its mean prepended. */
-function convnextTokens(cfg: SphinxConfig, p: convnext.ConvNextParams, px: Tensor): Tensor {
+export function convnextTokens(cfg: SphinxConfig, p: convnext.ConvNextParams, px: Tensor): Tensor {
   const c = cfg.convnext!;
   const stages = convnext.convNextStages(p, c.cfg, px);
   let m = stages[stages.length - 1]!; // [V, C, m, m]
