@@ -15,7 +15,7 @@ import { allclose } from './util.ts';
 import { testImage, tinyModel } from './helpers/vlm.ts';
 
 const PRESETS = presetNames();
-const SIZES: [number, number][] = [[64, 48], [37, 90], [130, 130]];
+const SIZES: [number, number][] = [[64, 48], [37, 90], [130, 130], [1, 97], [97, 1]]; // extreme aspect ratios included
 
 function promptIds(m: VlmModel, images: number, text = [7, 8, 9, 10, 11]): number[] {
   const ids = [1];
