@@ -19,7 +19,8 @@ const allowed: Record<string, string[]> = {
   models: ['engine', 'nn', 'vision', 'bridges', 'io'],
   train: ['engine', 'nn', 'vision', 'bridges', 'models', 'io', 'data'],
   serve: ['engine', 'nn', 'vision', 'bridges', 'models', 'io', 'data', 'backends', 'train'],
-  cli: ['engine', 'nn', 'vision', 'bridges', 'models', 'io', 'data', 'backends', 'train', 'serve'],
+  eval: ['engine', 'io', 'data', 'models', 'vision'],
+  cli: ['engine', 'nn', 'vision', 'bridges', 'models', 'io', 'data', 'backends', 'train', 'serve', 'eval'],
 };
 
 function files(dir: string): string[] {
