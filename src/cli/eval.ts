@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { CliError, intFlag, parseArgs, strFlag } from './args.ts';
+import { useBackend } from '../backends/index.ts';
 import { readConversations } from '../data/conversations.ts';
 import { EVAL_TASKS, evaluate, exampleFromRecord, predictionRow, scoreTask, type EvalExample, type EvalTask, type Metrics } from '../eval/harness.ts';
 import { decodeImage } from '../io/image.ts';
@@ -31,6 +32,7 @@ export async function loadExamples(data: string, task: EvalTask, opts: { limit?:
 /** Loads a model folder, answers every example greedily, and scores. */
 export async function runModelEval(modelDir: string, data: string, task: EvalTask, opts: { limit?: number; maxTokens?: number; root?: string; onAnswer?: (ex: EvalExample, a: string, i: number) => void } = {}) {
   const examples = await loadExamples(data, task, opts);
+  useBackend((process.env['CHIMERA_BACKEND'] as 'auto' | undefined) ?? 'auto');
   const model = await loadChatModel(modelDir);
   try {
     const answer = async (ex: EvalExample): Promise<string> => {
