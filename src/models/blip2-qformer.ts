@@ -122,7 +122,7 @@ export function init(cfg: Blip2QFormerConfig, rng: Rng | null): Blip2QFormerPara
 export interface QFormerOptions {
   /** Leading positions that are queries (default: all). The rest are text positions. */
   queryLength?: number;
-  /** [B, T] (bool, or 0/1 numbers): which positions self-attention may read. */
+  /** [B, T] (bool, or 0/1 numbers): which positions self-attention may read; or [B, T, T] per query row (BLIP-2 ITC/ITG masks). */
   attentionMask?: Tensor | null;
   /** [B, S]: which image tokens cross-attention may read. */
   encoderAttentionMask?: Tensor | null;
@@ -136,9 +136,14 @@ export interface QFormerOutput {
   hiddenStates: Tensor[] | null;
 }
 
-/** A [B, n] keep-mask (bool or 0/1) as bool [B, 1, 1, n] for F.attention. */
+/** A [B, n] keep-mask (bool or 0/1) as bool [B, 1, 1, n] for F.attention; a [B, n, n] mask (row = query) as [B, 1, n, n]. */
 function keyMask(what: string, m: Tensor | null | undefined, B: number, n: number): Tensor | null {
   if (m === null || m === undefined) return null;
+  if (m.ndim === 3) {
+    if (m.shape[0] !== B || m.shape[1] !== n || m.shape[2] !== n) throw new Error(`blip_2_qformer: ${what} must be [${B}, ${n}] or [${B}, ${n}, ${n}], got ${m.describe()}`);
+    const b3 = m.dtype === 'bool' || m.dtype === 'u8' ? m : F.ne(m.dtype === 'f32' ? m : F.cast(m, 'f32'), 0);
+    return F.reshape(b3, [B, 1, n, n]);
+  }
   if (m.ndim !== 2 || m.shape[0] !== B || m.shape[1] !== n) throw new Error(`blip_2_qformer: ${what} must be [${B}, ${n}], got ${m.describe()}`);
   const b = m.dtype === 'bool' || m.dtype === 'u8' ? m : F.ne(m.dtype === 'f32' ? m : F.cast(m, 'f32'), 0);
   return F.reshape(b, [B, 1, 1, n]);
@@ -232,3 +237,31 @@ export const family: ModelFamily<Blip2QFormerConfig, Blip2QFormerParams> = {
     return new Map([['last_hidden_state', out.lastHiddenState], ['pooler_output', out.poolerOutput]]);
   },
 };
+
+// ---- text embeddings (BLIP-2 stage 1, InstructBLIP qformer_text_input) ---------------------------
+
+/** BERT word + absolute position embeddings of the Q-Former's text side (LAVIS Qformer.bert.embeddings; HF InstructBlipQFormerEmbeddings). */
+export interface QFormerTextEmbeddings {
+  word_embeddings: { weight: Tensor }; // [Vt, D]
+  position_embeddings: { weight: Tensor }; // [P, D]
+}
+
+/** N(0, initializer_range) tables; zeros when rng is null. */
+export function initTextEmbeddings(cfg: Blip2QFormerConfig, vocabSize: number, maxPositions: number, rng: Rng | null): QFormerTextEmbeddings {
+  const D = cfg.hiddenSize;
+  return {
+    word_embeddings: { weight: normalOrZero([vocabSize, D], cfg.initializerRange, rng) },
+    position_embeddings: { weight: normalOrZero([maxPositions, D], cfg.initializerRange, rng) },
+  };
+}
+
+/** ids i32 [B, Tt] -> word + position embeddings [B, Tt, D] (positions from 0; the Q-Former's input LayerNorm runs later, over [queries ; text]). */
+export function textEmbeds(p: QFormerTextEmbeddings, ids: Tensor): Tensor {
+  if (ids.dtype !== 'i32' || ids.ndim !== 2) throw new Error(`blip_2_qformer: text ids must be i32 [B, T], got ${ids.describe()}`);
+  const [V, D] = p.word_embeddings.weight.shape as [number, number];
+  const P = p.position_embeddings.weight.shape[0]!, T = ids.shape[1]!;
+  if (T > P) throw new Error(`blip_2_qformer: ${T} text tokens exceed the ${P} position embeddings`);
+  for (const id of F.denseI32(ids)) if (id < 0 || id >= V) throw new Error(`blip_2_qformer: text id ${id} is outside the Q-Former vocabulary of ${V}`);
+  const w = F.embedding(p.word_embeddings.weight, ids); // [B, T, D]
+  return F.add(w, F.reshape(F.slice(p.position_embeddings.weight, 0, 0, T), [1, T, D]));
+}

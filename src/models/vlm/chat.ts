@@ -73,6 +73,14 @@ export class VlmChatModel implements ChatModel {
     return tokenizeSegments(this.tokenizer, segs, this.model.config.imageTokenId);
   }
 
+  /** Ids of the text of the user turn that carries image `i` (text-guided bridges read it). */
+  instructionFor(turns: readonly ChatTurn[], i: number): number[] {
+    const turn = turns.find((t) => typeof t.content !== 'string' && t.content.some((p) => p.type === 'image' && p.image === i));
+    if (turn === undefined || typeof turn.content === 'string') return [];
+    const text = turn.content.map((p) => (p.type === 'text' ? p.text : '')).join(' ').trim();
+    return text === '' ? [] : this.tokenizer.encode(text, { addSpecialTokens: false });
+  }
+
   prepare(turns: readonly ChatTurn[], images: readonly ChatImage[]): PreparedChat {
     if (images.length > this.maxImages) throw new Error(`${images.length} images exceed this model's limit of ${this.maxImages} per prompt`);
     const tok = this.tokenize(turns, images.length, true);
@@ -86,6 +94,7 @@ export class VlmChatModel implements ChatModel {
       for (const i of order) {
         const im = images[i]!;
         const p = this.model.prepareImage(im.image, im.detail ?? 'high');
+        p.instruction = this.instructionFor(turns, i);
         prepared.push(p);
       }
       const session = this.model.session({ ids, images: prepared });

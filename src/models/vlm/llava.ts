@@ -14,7 +14,7 @@ import { singlePadded, singleResize, type ViewGeom } from '../../vision/views.ts
 import * as clip from '../clip-vision.ts';
 import type { ConfigReader } from '../config.ts';
 import type { LlamaConfig } from '../llama.ts';
-import { runFrozen } from './model.ts';
+import { runFrozen } from './trainable.ts';
 import type { Detail, EncodeContext, PreparedImage, PresetDef, SystemInfo, VlmSystem } from './system.ts';
 import { clipConfig, llamaConfig, parseClipTower, tinyLlama, vitGrid, type ClipTower } from './towers.ts';
 

@@ -6,11 +6,10 @@
 //
 // Dims: B rows, L assembled positions, N image positions, D LLM width, V vocabulary.
 
-import { isGradEnabled, noGrad } from '../../engine/autograd.ts';
+import { noGrad } from '../../engine/autograd.ts';
 import * as F from '../../engine/ops/index.ts';
 import type { Rng } from '../../engine/rng.ts';
 import { fromData, tidy, type Tensor } from '../../engine/tensor.ts';
-import { flatten } from '../../engine/tree.ts';
 import { KVCache } from '../../nn/kv-cache.ts';
 import type { RgbImage } from '../../vision/preprocess.ts';
 import type { ViewGeom } from '../../vision/views.ts';
@@ -20,8 +19,10 @@ import { initLlama, llamaEmbed, llamaHead, llamaHidden, llamaPositionLimit, pars
 import type { ModelFamily } from '../registry.ts';
 import type { Detail, HookStep, PreparedImage, SystemHooks, SystemInfo, VlmSystem } from './system.ts';
 import { systemFor } from './systems.ts';
+import { IGNORE_INDEX, setTrainable } from './trainable.ts';
 
-export const IGNORE_INDEX = -100;
+export { globToRegExp, IGNORE_INDEX, runFrozen, setTrainable } from './trainable.ts';
+
 export const DEFAULT_IMAGE_TOKEN = '<image>';
 
 export interface VlmConfig {
@@ -91,32 +92,6 @@ export function initVlm(cfg: VlmConfig, rng: Rng | null): VlmParams {
   const rest = cfg.system.init(cfg.vision, cfg.text, rng, lm) as Record<string, unknown>;
   if (Object.hasOwn(rest, 'language_model')) throw new Error(`system '${cfg.system.name}': its parameters may not use the key 'language_model'`);
   return { language_model: lm, ...rest };
-}
-
-// ---- stages --------------------------------------------------------------------------------------
-
-/** A glob over dotted paths: '*' matches within one segment, '**' across; a glob also matches everything under the path. */
-export function globToRegExp(glob: string): RegExp {
-  const body = glob.split('**').map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]*')).join('.*');
-  return new RegExp(`^${body}(\\..*)?$`);
-}
-
-/** Sets requiresGrad on exactly the leaves matched by `globs`; returns the trainable paths. */
-export function setTrainable(params: unknown, globs: readonly string[]): string[] {
-  const res = globs.map(globToRegExp);
-  const on: string[] = [];
-  for (const [path, t] of flatten<Tensor>(params)) {
-    t.requiresGrad = res.some((re) => re.test(path));
-    if (t.requiresGrad) on.push(path);
-  }
-  return on;
-}
-
-/** Runs fn without a graph when no leaf of `tree` is trainable (frozen encoders). */
-export function runFrozen<T>(tree: unknown, fn: () => T): T {
-  if (!isGradEnabled()) return fn();
-  for (const t of flatten<Tensor>(tree).values()) if (t.requiresGrad) return fn();
-  return noGrad(fn);
 }
 
 // ---- assembly ------------------------------------------------------------------------------------

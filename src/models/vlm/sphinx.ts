@@ -28,7 +28,7 @@ import type { ConfigReader } from '../config.ts';
 import * as convnext from '../convnext.ts';
 import * as dinov2 from '../dinov2.ts';
 import type { LlamaConfig, LlamaLayer, LlamaParams } from '../llama.ts';
-import { runFrozen } from './model.ts';
+import { runFrozen } from './trainable.ts';
 import type { Detail, EncodeContext, HookStep, PreparedImage, PresetDef, SystemHooks, SystemInfo, VlmSystem } from './system.ts';
 import {
   clipConfig, clipToImagenet, convnextConfig, convNextStride, dinoConfig, initQFormerTower, llamaConfig, parseClipTower, parseConvNextTower,

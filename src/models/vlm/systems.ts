@@ -3,9 +3,23 @@
 
 import * as llava from './llava.ts';
 import * as sphinx from './sphinx.ts';
+import * as fuyu from './fuyu.ts';
+import * as llavaNext from './llava-next.ts';
+import * as llavaUhd from './llava-uhd.ts';
+import * as monkey from './monkey.ts';
+import * as slime from './slime.ts';
+import * as flamingo from './flamingo.ts';
+import * as cogvlm from './cogvlm.ts';
+import * as moeLlava from './moe-llava.ts';
+import * as lavin from './lavin.ts';
+import * as blip2 from './blip2.ts';
+import * as qwenVl from './qwen-vl.ts';
+import * as llamaVid from './llama-vid.ts';
+import * as xcomposer from './internlm-xcomposer.ts';
+import * as nextGpt from './next-gpt.ts';
 import type { PresetConfig, PresetDef, VlmSystem } from './system.ts';
 
-const modules: { system: VlmSystem<any, any>; presets: PresetDef[] }[] = [sphinx, llava]; // eslint-disable-line @typescript-eslint/no-explicit-any
+const modules: { system: VlmSystem<any, any>; presets: PresetDef[] }[] = [sphinx, llava, llavaNext, llavaUhd, monkey, slime, fuyu, flamingo, cogvlm, moeLlava, lavin, blip2, qwenVl, llamaVid, xcomposer, nextGpt]; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const SYSTEMS = new Map<string, VlmSystem>(modules.map((m) => [m.system.name, m.system as VlmSystem]));
 const PRESETS = new Map<string, PresetDef>(modules.flatMap((m) => m.presets.map((p) => [p.name, p] as [string, PresetDef])));
