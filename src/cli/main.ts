@@ -12,8 +12,8 @@ interface Command {
 
 const commands: Record<string, Command> = {
   demo: {
-    summary: 'the main job: train a tiny model from nothing and show what it learned',
-    usage: 'chimera demo [--steps N] [--backend auto|native|reference] [--seed S] [--json]',
+    summary: 'the main job: pre-train the encoders and a tiny SPHINX from nothing (or load it), evaluate, answer about sample images',
+    usage: 'chimera demo [--out DIR (default ./chimera-demo or $CHIMERA_DEMO_DIR)] [--steps-scale X] [--seed S] [--eval-n N] [--retrain] [--backend auto|native|reference] [--json]',
     run: async (a) => (await import('./demo.ts')).demo(a),
   },
   forward: {
@@ -35,6 +35,41 @@ const commands: Record<string, Command> = {
     summary: 'a randomly initialised model folder of a preset (NAME or NAME:tiny)',
     usage: 'chimera init --preset NAME[:tiny] --out DIR [--seed S] [--config-only] [--json]',
     run: async (a) => (await import('./init.ts')).init(a),
+  },
+  data: {
+    summary: 'datasets: make-corpus (built-in corpus) | coreset (SVIT-style) | check (validate)',
+    usage: 'chimera data make-corpus --out DIR --domain real|synthetic|both --n N [--seed S] [--split train|val|test] [--size PX] [--small-objects] [--tasks a,b] [--vqa-kinds a,b] [--name NAME] [--json] | chimera data coreset --data FILE --out FILE --size N [--json] | chimera data check --data FILE [--root DIR] [--skip-invalid] [--json]',
+    run: async (a) => (await import('./data.ts')).dataCommand(a),
+  },
+  eval: {
+    summary: 'score a model (or a predictions file) on vqa | rec | pope | mme | caption',
+    usage: 'chimera eval --model DIR --data FILE --task vqa|rec|pope|mme|caption [--limit N] [--max-tokens N] [--root DIR] [--out FILE] [--json] | chimera eval --predictions FILE --task ... [--limit N] [--json]',
+    run: async (a) => (await import('./eval.ts')).evalCommand(a),
+  },
+  train: {
+    summary: 'staged training of a multimodal model: checkpoints, --resume, metrics JSONL, loss-curve SVG',
+    usage: 'chimera train --config FILE | --preset NAME[:tiny] | --model DIR --out DIR [--data FILE] [--root DIR] [--resume] [--steps N] [--stop-after N] [--recipe NAME] [--batch B] [--grad-accum K] [--lr X] [--seed S] [--backend auto|native|reference] [--json]',
+    run: async (a) => (await import('./train.ts')).train(a),
+  },
+  mix: {
+    summary: 'weight mixing: theta = B*theta_a + (1-B)*theta_b, or --search B over a validation set',
+    usage: 'chimera mix --a DIR_A --b DIR_B --beta B --out DIR_C [--only REGEX] [--json] | chimera mix --a DIR_A --b DIR_B --out DIR_C --search 0,0.25,0.5,0.75,1 --data VAL --task vqa|rec|pope|mme|caption [--limit N] [--max-tokens N] [--root DIR]',
+    run: async (a) => (await import('./mix.ts')).mixCommand(a),
+  },
+  run: {
+    summary: 'one answer from a chat model, streamed (images with --image)',
+    usage: 'chimera run --model DIR [--image PATH ...] [--detail low|high] [--system TEXT] [--temperature T] [--top-p P] [--max-tokens N] [--seed S] [--backend auto|native|reference] [--json] "question"',
+    run: async (a) => (await import('./run.ts')).run(a),
+  },
+  chat: {
+    summary: 'interactive multi-turn chat on stdin/stdout (/image PATH, /reset, /quit)',
+    usage: 'chimera chat --model DIR [--image PATH ...] [--detail low|high] [--system TEXT] [--temperature T] [--top-p P] [--max-tokens N] [--seed S] [--backend auto|native|reference] [--json]',
+    run: async (a) => (await import('./chat.ts')).chat(a),
+  },
+  serve: {
+    summary: 'OpenAI-compatible chat server with images, and the web playground',
+    usage: 'chimera serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--allow-files DIR] [--allow-remote] [--concurrency N] [--max-queue N] [--max-body-bytes N] [--max-images N] [--max-image-bytes N] [--max-image-pixels N] [--max-tokens N] [--request-timeout S] [--remote-timeout S] [--shutdown-timeout S] [--backend auto|native|reference] [--json]',
+    run: async (a) => (await import('./serve.ts')).serve(a),
   },
   info: {
     summary: 'backend, ISA and thread count in use',
