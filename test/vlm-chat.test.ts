@@ -59,6 +59,8 @@ for (const preset of ['sphinx-tiny:tiny', 'llava-1.5:tiny']) {
 
 test('unknown presets and inconsistent configs fail with errors naming the problem', () => {
   assert.throws(() => createPreset('sphinx-9k', path.join(TMP, 'x')), /unknown preset 'sphinx-9k'/);
+  assert.throws(() => createPreset('sphinx-tiny', path.join(TMP, 'y')), /over 1\.1B parameters .* pass --force .* 'sphinx-tiny:tiny'/);
+  assert.equal(fs.existsSync(path.join(TMP, 'y', 'model.safetensors')), false);
   const dir = path.join(TMP, 'bad');
   createPreset('sphinx:tiny', dir, { configOnly: true });
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));

@@ -1,4 +1,4 @@
-// `chimera init --preset NAME --out DIR [--seed S] [--config-only] [--json]`: a randomly
+// `chimera init --preset NAME --out DIR [--seed S] [--config-only] [--force] [--json]`: a randomly
 // initialised model folder of a preset (NAME or NAME:tiny) that forward, train, chat and serve load.
 
 import { CliError, intFlag, parseArgs, strFlag } from './args.ts';
@@ -6,7 +6,7 @@ import { createPreset } from '../models/vlm/create.ts';
 import { presetNames } from '../models/vlm/systems.ts';
 
 export async function init(argv: string[]): Promise<void> {
-  const a = parseArgs(argv, ['preset', 'out', 'seed'], ['config-only', 'json']);
+  const a = parseArgs(argv, ['preset', 'out', 'seed'], ['config-only', 'force', 'json']);
   const preset = strFlag(a, 'preset', '');
   const out = strFlag(a, 'out', '');
   if (preset === '') throw new CliError(`--preset is required (one of ${presetNames().join(', ')}; add ':tiny' for the test-size variant)`);
@@ -15,10 +15,10 @@ export async function init(argv: string[]): Promise<void> {
   const seed = intFlag(a, 'seed', 0, 0, 2 ** 32 - 1);
   let res;
   try {
-    res = createPreset(preset, out, { seed, configOnly: a.flags.has('config-only') });
+    res = createPreset(preset, out, { seed, configOnly: a.flags.has('config-only'), force: a.flags.has('force') });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    if (msg.startsWith('unknown preset')) throw new CliError(msg);
+    if (msg.startsWith('unknown preset') || msg.includes('pass --force')) throw new CliError(msg);
     throw e;
   }
   if (a.flags.has('json')) process.stdout.write(`${JSON.stringify({ preset: res.preset, out: res.dir, parameters: res.parameters, bytes: res.bytes })}\n`);

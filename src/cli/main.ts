@@ -33,7 +33,7 @@ const commands: Record<string, Command> = {
   },
   init: {
     summary: 'a randomly initialised model folder of a preset (NAME or NAME:tiny)',
-    usage: 'chimera init --preset NAME[:tiny] --out DIR [--seed S] [--config-only] [--json]',
+    usage: 'chimera init --preset NAME[:tiny] --out DIR [--seed S] [--config-only] [--force] [--json]',
     run: async (a) => (await import('./init.ts')).init(a),
   },
   data: {

@@ -44,6 +44,19 @@ export interface CreateOptions {
   seed?: number;
   /** Write config.json and the tokenizer only (real-size presets are tens of gigabytes). */
   configOnly?: boolean;
+  /** Write weights above MAX_INIT_BYTES anyway. */
+  force?: boolean;
+}
+
+/** Random weights above this size need `force` (a real-size preset is easy to ask for by mistake). */
+export const MAX_INIT_BYTES = 2 * 1024 ** 3;
+
+/** Parameters of the language model alone (a lower bound for the whole model). */
+export function llmParameterCount(text: Record<string, unknown>): number {
+  const n = (k: string, d = 0): number => (typeof text[k] === 'number' ? (text[k] as number) : d);
+  const D = n('hidden_size'), L = n('num_hidden_layers'), H = n('num_attention_heads', 1), Hkv = n('num_key_value_heads', H), I = n('intermediate_size'), V = n('vocab_size');
+  const dh = n('head_dim', D / H);
+  return V * D * (text['tie_word_embeddings'] ? 1 : 2) + L * (D * dh * (2 * H + 2 * Hkv) + 3 * D * I + 2 * D) + D;
 }
 
 export interface Created {
@@ -62,6 +75,10 @@ export function createPreset(spec: string, dir: string, opts: CreateOptions = {}
     vision_config: pc.vision_config, text_config: pc.text_config,
   };
   const cfg = parseVlmConfig(configJson, `preset ${spec}`);
+  const lower = llmParameterCount(pc.text_config);
+  if (!opts.configOnly && !opts.force && lower * 4 > MAX_INIT_BYTES) {
+    throw new Error(`preset '${spec}' at real size has over ${(lower / 1e9).toFixed(1)}B parameters (${(lower * 4 / 1024 ** 3).toFixed(0)}+ GiB of f32 weights); pass --force to write them, --config-only for config.json alone, or use '${pc.preset}:tiny'`);
+  }
   fs.mkdirSync(dir, { recursive: true });
   saveTokenizerFiles(dir, tok);
   if (opts.configOnly) {
