@@ -144,7 +144,7 @@ function flattenParams(p: LlamaParams): { dispose(): void }[] {
 export async function loadChatModel(dir: string): Promise<ChatModel> {
   const json = readConfigJson(dir);
   const id = path.basename(path.resolve(dir));
-  if (json.model_type === 'chimera_vlm') {
+  if (json.model_type === 'chimera_vlm' || json.model_type === 'llava') {
     const { loadVlmChatModel } = await import('./vlm/chat.ts');
     return loadVlmChatModel(dir);
   }

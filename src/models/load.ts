@@ -142,7 +142,9 @@ export async function loadModel<C = unknown, P = unknown>(dir: string, opts: Loa
   let params: P | null = null;
   try {
     params = untracked(() => family.init(config, null));
-    fillParams(params, ckpt, family.ignoreKeys ?? [], `${modelType} model described by ${configFile}`);
+    const keyOf = family.checkpointKey;
+    const byKey = keyOf === undefined ? params : new Map([...leavesOf(params)].map(([k, t]) => [keyOf.call(family, config, k), t] as [string, Tensor]));
+    fillParams(byKey, ckpt, family.ignoreKeys ?? [], `${modelType} model described by ${configFile}`);
     for (const t of leavesOf(params).values()) {
       keep(t);
       t.requiresGrad = opts.trainable === true;

@@ -16,6 +16,11 @@ export interface ModelFamily<C = unknown, P = unknown> {
   init(cfg: C, rng: Rng | null): P;
   /** Checkpoint keys that are buffers, not parameters (for example rotary inv_freq); skipped on load. */
   readonly ignoreKeys?: readonly RegExp[];
+  /**
+   * For checkpoints whose key layout differs from the tree's paths (another library's naming):
+   * the checkpoint key of each tree path. Absent: keys equal paths.
+   */
+  checkpointKey?(cfg: C, path: string): string;
   /** Names of the inputs `forward` takes (for `chimera forward`), e.g. ['input_ids'] or ['pixel_values']. */
   readonly inputs: readonly string[];
   /** One inference pass for `chimera forward`: named inputs to named outputs (HF output names). */
@@ -32,6 +37,7 @@ const families: Record<string, Loader> = {
   convnext: async () => (await import('./convnext.ts')).family as ModelFamily,
   blip_2_qformer: async () => (await import('./blip2-qformer.ts')).family as ModelFamily,
   chimera_vlm: async () => (await import('./vlm/model.ts')).family as ModelFamily,
+  llava: async () => (await import('./vlm/hf-llava.ts')).family as ModelFamily,
 };
 
 const aliases: Record<string, string> = {

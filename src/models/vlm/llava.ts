@@ -9,7 +9,7 @@ import * as F from '../../engine/ops/index.ts';
 import type { Rng } from '../../engine/rng.ts';
 import { fromData, type Tensor } from '../../engine/tensor.ts';
 import { initMlpProjector, mlpProjector, projectorDepth, type MlpProjectorParams } from '../../bridges/mlp-projector.ts';
-import { CLIP_MEAN, CLIP_STD, llavaPadPreprocess, normalize, resizeBicubic, type RgbImage } from '../../vision/preprocess.ts';
+import { centerCrop, CLIP_MEAN, CLIP_STD, llavaPadPreprocess, normalize, resizeBicubic, resizeShortestEdge, type RgbImage } from '../../vision/preprocess.ts';
 import { singlePadded, singleResize, type ViewGeom } from '../../vision/views.ts';
 import * as clip from '../clip-vision.ts';
 import type { ConfigReader } from '../config.ts';
@@ -24,8 +24,8 @@ export interface LlavaConfig {
   featureLayer: number;
   /** 'patch' drops CLS after the layer is taken; 'cls_patch' keeps it. */
   selectFeature: 'patch' | 'cls_patch';
-  /** 'pad': expand to a mean-filled square first (LLaVA-1.5); 'resize': squash to the square. */
-  aspect: 'pad' | 'resize';
+  /** 'pad': expand to a mean-filled square first (LLaVA-1.5); 'resize': squash to the square; 'crop': shortest edge then centre crop (HF CLIPImageProcessor). */
+  aspect: 'pad' | 'resize' | 'crop';
   projectorType: string;
   tokens: number;
 }
@@ -44,7 +44,7 @@ function parseConfig(r: ConfigReader, llm: LlamaConfig): LlavaConfig {
   const selectFeature = r.str('mm_vision_select_feature', 'patch', ['patch', 'cls_patch'] as const);
   const G = vitGrid(vision.cfg.patchSize, vision.cfg.imageSize, `${r.source}:vision_tower`);
   void llm;
-  return { vision, featureLayer, selectFeature, aspect: r.str('image_aspect_ratio', 'pad', ['pad', 'resize'] as const), projectorType, tokens: G * G + (selectFeature === 'cls_patch' ? 1 : 0) };
+  return { vision, featureLayer, selectFeature, aspect: r.str('image_aspect_ratio', 'pad', ['pad', 'resize', 'crop'] as const), projectorType, tokens: G * G + (selectFeature === 'cls_patch' ? 1 : 0) };
 }
 
 function info(): SystemInfo {
@@ -68,12 +68,18 @@ function init(cfg: LlavaConfig, llm: LlamaConfig, rng: Rng | null): LlavaParams 
 
 function plan(cfg: LlavaConfig, W: number, H: number): { views: ViewGeom[]; positions: number } {
   const S = cfg.vision.cfg.imageSize;
+  if (cfg.aspect === 'crop') {
+    const m = Math.min(W, H);
+    return { views: [{ name: 'global', size: [S, S], region: { x: Math.floor((W - m) / 2), y: Math.floor((H - m) / 2), w: m, h: m } }], positions: cfg.tokens };
+  }
   return { views: cfg.aspect === 'pad' ? singlePadded(W, H, S) : singleResize(W, H, S), positions: cfg.tokens };
 }
 
 function prepare(cfg: LlavaConfig, image: RgbImage, detail: Detail): PreparedImage {
   const S = cfg.vision.cfg.imageSize;
-  const chw = cfg.aspect === 'pad' ? llavaPadPreprocess(image, S) : normalize(resizeBicubic(image, S, S), CLIP_MEAN, CLIP_STD);
+  const chw = cfg.aspect === 'pad' ? llavaPadPreprocess(image, S)
+    : cfg.aspect === 'crop' ? normalize(centerCrop(resizeShortestEdge(image, S), S, S), CLIP_MEAN, CLIP_STD)
+    : normalize(resizeBicubic(image, S, S), CLIP_MEAN, CLIP_STD);
   const p = plan(cfg, image.width, image.height);
   return { size: [image.width, image.height], detail, views: p.views, positions: p.positions, pixels: { clip: fromData(chw, [1, 3, S, S]) } };
 }
