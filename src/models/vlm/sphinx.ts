@@ -28,7 +28,7 @@ import type { ConfigReader } from '../config.ts';
 import * as convnext from '../convnext.ts';
 import * as dinov2 from '../dinov2.ts';
 import type { LlamaConfig, LlamaLayer, LlamaParams } from '../llama.ts';
-import { runFrozen } from './trainable.ts';
+import { cachedFrozen } from './trainable.ts';
 import type { Detail, EncodeContext, HookStep, PreparedImage, PresetDef, SystemHooks, SystemInfo, VlmSystem } from './system.ts';
 import {
   clipConfig, clipToImagenet, convnextConfig, convNextStride, dinoConfig, initQFormerTower, llamaConfig, parseClipTower, parseConvNextTower,
@@ -224,17 +224,20 @@ function encode(cfg: SphinxConfig, params: SphinxParams, images: readonly Prepar
     const xs = images.map((im) => im.pixels[key]!);
     return xs.length === 1 ? xs[0]! : F.concat(xs, 0);
   };
-  const vit = cfg.clip || cfg.dinov2 || cfg.qformer ? cat('vit') : null; // [V, 3, r, r]
+  const views = (im: PreparedImage): number => im.views.length;
   const feats: Tensor[] = [];
   if (cfg.clip) {
-    const t = cfg.clip;
-    feats.push(runFrozen(params.clip, () => clip.postLayerNorm(params.clip!, t.cfg, clip.forwardClipVision(params.clip!, t.cfg, vit!).lastHiddenState))); // [V, 1+N, Dc]
+    const t = cfg.clip, p = params.clip!;
+    feats.push(cachedFrozen(images, 'clip', p, views, () => clip.postLayerNorm(p, t.cfg, clip.forwardClipVision(p, t.cfg, cat('vit')).lastHiddenState))); // [V, 1+N, Dc]
   }
-  if (cfg.convnext) feats.push(runFrozen(params.openclip_convnext_xxl, () => convnextTokens(cfg, params.openclip_convnext_xxl!, cat('convnext')))); // [V, 1+N, Cc]
+  if (cfg.convnext) {
+    const p = params.openclip_convnext_xxl!;
+    feats.push(cachedFrozen(images, 'convnext', p, views, () => convnextTokens(cfg, p, cat('convnext')))); // [V, 1+N, Cc]
+  }
   if (cfg.dinov2) {
-    const t = cfg.dinov2;
-    feats.push(runFrozen(params.dinov2_vitg14, () => {
-      const h = dinov2.forwardDinov2(params.dinov2_vitg14!, t.cfg, clipToImagenet(vit!)).lastHiddenState; // [V, 1+R+N, Dg]
+    const t = cfg.dinov2, p = params.dinov2_vitg14!;
+    feats.push(cachedFrozen(images, 'dinov2', p, views, () => {
+      const h = dinov2.forwardDinov2(p, t.cfg, clipToImagenet(cat('vit'))).lastHiddenState; // [V, 1+R+N, Dg]
       const R = t.cfg.numRegisterTokens;
       return R === 0 ? h : F.concat([F.slice(h, 1, 0, 1), F.slice(h, 1, 1 + R)], 1);
     }));
@@ -245,7 +248,7 @@ function encode(cfg: SphinxConfig, params: SphinxParams, images: readonly Prepar
   const parts: Tensor[] = [];
   const V = vis.shape[0]!;
   if (cfg.qformer) {
-    const q = runFrozen(params.qformer, () => qformerFeatures(cfg.qformer!, params.qformer!, vit!)); // [V, Q, Dq]
+    const q = cachedFrozen(images, 'qformer', params.qformer!, views, () => qformerFeatures(cfg.qformer!, params.qformer!, cat('vit'))); // [V, Q, Dq]
     const [qp, qln] = params.qformer_proj!;
     parts.push(layerNorm(qln, linear(qp, q)));
   }

@@ -2,7 +2,9 @@
 // graph. Kept apart from model.ts so systems can import it without an import cycle.
 
 import { isGradEnabled, noGrad } from '../../engine/autograd.ts';
-import type { Tensor } from '../../engine/tensor.ts';
+import * as F from '../../engine/ops/index.ts';
+import { keep, type Tensor } from '../../engine/tensor.ts';
+import type { PreparedImage } from './system.ts';
 import { flatten } from '../../engine/tree.ts';
 
 /** Label value the loss skips. */
@@ -32,3 +34,29 @@ export function runFrozen<T>(tree: unknown, fn: () => T): T {
   return noGrad(fn);
 }
 
+
+const treeIds = new WeakMap<object, number>();
+let nextTreeId = 1;
+
+/**
+ * A frozen branch's features, cached on each image as `pixels['feature:<key>:<tree id>']` so later
+ * passes over the same PreparedImage (training epochs) skip the tower; the cache goes with the
+ * image's other tensors. `fn` computes the whole batch, `rows(image)` of its leading rows per image
+ * in order. A trainable branch (grad on and any leaf requiring it) is always recomputed.
+ */
+export function cachedFrozen(images: readonly PreparedImage[], key: string, tree: object, rows: (im: PreparedImage) => number, fn: () => Tensor): Tensor {
+  if (isGradEnabled() && [...flatten<Tensor>(tree).values()].some((t) => t.requiresGrad)) return fn();
+  let id = treeIds.get(tree);
+  if (id === undefined) treeIds.set(tree, (id = nextTreeId++));
+  const name = `feature:${key}:${id}`;
+  const hit = images.map((im) => im.pixels[name]);
+  if (hit.every((t) => t !== undefined && !t.isDisposed)) return hit.length === 1 ? hit[0]! : F.concat(hit as Tensor[], 0);
+  const out = noGrad(fn);
+  let at = 0;
+  for (const im of images) {
+    const n = rows(im);
+    im.pixels[name] = keep(F.contiguous(F.slice(out, 0, at, at + n)));
+    at += n;
+  }
+  return out;
+}
