@@ -3,11 +3,9 @@
 // Answers stream to stdout; notes and errors go to stderr. Ctrl-C stops the current answer.
 
 import * as readline from 'node:readline';
-import { useBackend } from '../backends/index.ts';
-import { loadChatModel } from '../models/chat-model.ts';
-import { ChatSession, loadImageFile } from '../serve/session.ts';
+import { loadImageFile } from '../serve/session.ts';
 import { CliError, parseArgs, strFlag } from './args.ts';
-import { SAMPLING_FLAGS, samplingFlags, takeRepeated } from './run.ts';
+import { openSession, SAMPLING_FLAGS, samplingFlags, takeRepeated } from './run.ts';
 
 const HELP = 'commands: /image PATH (attach to the next message), /reset (new conversation), /quit';
 
@@ -20,16 +18,7 @@ export async function chat(argv: string[]): Promise<void> {
   const detail = strFlag(p, 'detail', 'high', ['low', 'high', 'auto']) === 'low' ? 'low' : 'high';
   const sampling = samplingFlags(p);
   const json = p.flags.get('json') === true;
-  useBackend(strFlag(p, 'backend', 'auto', ['auto', 'native', 'reference']) as 'auto');
-  const model = await loadChatModel(dir);
-  const session = new ChatSession(model, p.flags.has('system') ? strFlag(p, 'system', '') : null);
-  for (const ip of imagePaths) {
-    try {
-      session.attach(await loadImageFile(ip, detail));
-    } catch (e) {
-      throw new CliError(`--image ${ip}: ${(e as Error).message.replace(/^decodeImage: /, '')}`);
-    }
-  }
+  const { model, session } = await openSession(p, dir, imagePaths, detail);
   const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   const note = (s: string): void => void process.stderr.write(`${s}\n`);
   if (tty) note(`chatting with ${model.id} (${HELP})`);

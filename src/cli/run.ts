@@ -2,7 +2,7 @@
 // (--json: one object {"text","usage","finish_reason"} at the end).
 
 import { useBackend } from '../backends/index.ts';
-import { loadChatModel } from '../models/chat-model.ts';
+import { loadChatModel, type ChatModel } from '../models/chat-model.ts';
 import { ApiError } from '../serve/api-error.ts';
 import type { SamplingRequest } from '../serve/chat-request.ts';
 import { ChatSession, loadImageFile } from '../serve/session.ts';
@@ -43,6 +43,21 @@ export function samplingFlags(p: Parsed): SamplingRequest {
   };
 }
 
+/** Selects the backend, loads the model and attaches the --image files to a new session. */
+export async function openSession(p: Parsed, dir: string, imagePaths: readonly string[], detail: 'low' | 'high'): Promise<{ model: ChatModel; session: ChatSession }> {
+  useBackend(strFlag(p, 'backend', 'auto', ['auto', 'native', 'reference']) as 'auto');
+  const model = await loadChatModel(dir);
+  const session = new ChatSession(model, p.flags.has('system') ? strFlag(p, 'system', '') : null);
+  for (const ip of imagePaths) {
+    try {
+      session.attach(await loadImageFile(ip, detail));
+    } catch (e) {
+      throw new CliError(`--image ${ip}: ${(e as Error).message.replace(/^decodeImage: /, '')}`);
+    }
+  }
+  return { model, session };
+}
+
 /** Model errors caused by the input (too long, images refused) are bad input: exit 2. */
 export function asCliError(e: unknown): unknown {
   return e instanceof ApiError && e.status === 400 ? new CliError(e.message) : e;
@@ -56,16 +71,7 @@ export async function run(argv: string[]): Promise<void> {
   if (p.positionals.length !== 1) throw new CliError(p.positionals.length === 0 ? 'the question is required: chimera run --model DIR "question"' : `expected one question, got ${p.positionals.length} arguments (quote the question)`);
   const detail = strFlag(p, 'detail', 'high', ['low', 'high', 'auto']) === 'low' ? 'low' : 'high';
   const sampling = samplingFlags(p);
-  useBackend(strFlag(p, 'backend', 'auto', ['auto', 'native', 'reference']) as 'auto');
-  const model = await loadChatModel(dir);
-  const session = new ChatSession(model, p.flags.has('system') ? strFlag(p, 'system', '') : null);
-  for (const ip of imagePaths) {
-    try {
-      session.attach(await loadImageFile(ip, detail));
-    } catch (e) {
-      throw new CliError(`--image ${ip}: ${(e as Error).message.replace(/^decodeImage: /, '')}`);
-    }
-  }
+  const { model, session } = await openSession(p, dir, imagePaths, detail);
   const json = p.flags.get('json') === true;
   let r;
   try {

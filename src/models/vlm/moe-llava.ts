@@ -21,7 +21,7 @@
 import { isGradEnabled } from '../../engine/autograd.ts';
 import * as F from '../../engine/ops/index.ts';
 import { Rng } from '../../engine/rng.ts';
-import { keep, type Tensor } from '../../engine/tensor.ts';
+import type { Tensor } from '../../engine/tensor.ts';
 import { sparseMoe, upcycleSparseMoe, type SparseMoe } from '../../nn/moe.ts';
 import { zeroLinear } from '../../nn/linear.ts';
 import type { ConfigReader } from '../config.ts';
@@ -29,6 +29,7 @@ import type { LlamaConfig, LlamaLayer, LlamaParams } from '../llama.ts';
 import * as llava from './llava.ts';
 import type { HookStep, PresetDef, SystemHooks, SystemInfo, VlmSystem } from './system.ts';
 import { clipConfig, llamaConfig, tinyLlama } from './towers.ts';
+import { LayerLosses } from './trainable.ts';
 
 export interface MoeSettings {
   /** false: the dense stage-1/2 model (plain LLaVA-1.5 layers). */
@@ -143,7 +144,7 @@ function hooks(cfg: MoeLlavaConfig, lm: LlamaParams, _step: HookStep): SystemHoo
     noise = noiseStreams.get(lm) ?? new Rng(moe.noiseSeed);
     noiseStreams.set(lm, noise);
   }
-  const losses: Tensor[] = [];
+  const losses = new LayerLosses();
   return {
     mlp(layer, h) {
       const p = (lm.model.layers[layer] as Partial<MoeLayer>).block_sparse_moe;
@@ -153,14 +154,11 @@ function hooks(cfg: MoeLlavaConfig, lm: LlamaParams, _step: HookStep): SystemHoo
         topK: moe.topK, balance: 'top1', normalize: true,
         capacityFactor: cf, minCapacity: moe.minCapacity, noiseRng: noise,
       });
-      if (training && moe.auxLossCoef > 0) losses.push(keep(routing.balanceLoss)); // outlives the layer's tidy scope
+      if (training && moe.auxLossCoef > 0) losses.add(routing.balanceLoss);
       return out;
     },
     auxLoss() {
-      if (losses.length === 0) return null;
-      const aux = F.mul(F.sum(F.stack(losses, 0)), moe.auxLossCoef); // summed over MoE layers (SPEC §11.1)
-      for (const l of losses.splice(0)) l.dispose();
-      return aux;
+      return losses.reduce('sum', moe.auxLossCoef); // summed over MoE layers (SPEC §11.1)
     },
   };
 }

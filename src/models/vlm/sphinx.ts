@@ -16,7 +16,7 @@
 import { isGradEnabled } from '../../engine/autograd.ts';
 import * as F from '../../engine/ops/index.ts';
 import type { Rng } from '../../engine/rng.ts';
-import { empty, fromData, keep, type Tensor } from '../../engine/tensor.ts';
+import { empty, fromData, type Tensor } from '../../engine/tensor.ts';
 import { constInit, leaf } from '../../nn/init.ts';
 import { initLinear, zeroLinear, linear, type Linear } from '../../nn/linear.ts';
 import { initSparseMoe, sparseMoe, type SparseMoe } from '../../nn/moe.ts';
@@ -28,7 +28,7 @@ import type { ConfigReader } from '../config.ts';
 import * as convnext from '../convnext.ts';
 import * as dinov2 from '../dinov2.ts';
 import type { LlamaConfig, LlamaLayer, LlamaParams } from '../llama.ts';
-import { cachedFrozen } from './trainable.ts';
+import { cachedFrozen, LayerLosses } from './trainable.ts';
 import type { Detail, EncodeContext, HookStep, PreparedImage, PresetDef, SystemHooks, SystemInfo, VlmSystem } from './system.ts';
 import {
   clipConfig, clipToImagenet, convnextConfig, convNextStride, dinoConfig, initQFormerTower, llamaConfig, parseClipTower, parseConvNextTower,
@@ -267,20 +267,17 @@ function encode(cfg: SphinxConfig, params: SphinxParams, images: readonly Prepar
 
 function hooks(cfg: SphinxConfig, _params: SphinxParams, llm: LlamaConfig, _step: HookStep, lm: LlamaParams): SystemHooks {
   const moe = cfg.moe!;
-  const losses: Tensor[] = [];
+  const losses = new LayerLosses();
   void llm;
   return {
     mlp(layer, h) {
       const p = (lm.model.layers[layer] as MoeLayer).block_sparse_moe;
       const { out, routing } = sparseMoe(p, h, { topK: moe.topK });
-      if (isGradEnabled() && moe.auxLossCoef > 0) losses.push(keep(routing.balanceLoss)); // outlives the layer's tidy scope
+      if (isGradEnabled() && moe.auxLossCoef > 0) losses.add(routing.balanceLoss);
       return out;
     },
     auxLoss() {
-      if (losses.length === 0) return null;
-      const aux = F.mul(F.mean(F.stack(losses, 0)), moe.auxLossCoef); // mean over layers (SPEC §1.8)
-      for (const l of losses.splice(0)) l.dispose();
-      return aux;
+      return losses.reduce('mean', moe.auxLossCoef); // mean over layers (SPEC §1.8)
     },
   };
 }

@@ -60,3 +60,23 @@ export function cachedFrozen(images: readonly PreparedImage[], key: string, tree
   }
   return out;
 }
+
+/**
+ * Per-layer auxiliary losses collected by decoder hooks (each layer runs in its own tidy scope,
+ * so they are kept here), reduced once per pass: `reduce` returns coef · (sum | mean) and frees them.
+ */
+export class LayerLosses {
+  private readonly items: Tensor[] = [];
+
+  add(t: Tensor): void {
+    this.items.push(keep(t));
+  }
+
+  reduce(how: 'sum' | 'mean', coef: number): Tensor | null {
+    if (this.items.length === 0) return null;
+    const all = F.stack(this.items, 0); // [layers]
+    const out = F.mul(how === 'sum' ? F.sum(all) : F.mean(all), coef);
+    for (const t of this.items.splice(0)) t.dispose();
+    return out;
+  }
+}
