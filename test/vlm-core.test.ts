@@ -12,7 +12,8 @@ import { KVCache } from '../src/nn/kv-cache.ts';
 import { IGNORE_INDEX, layoutSample, type VlmModel } from '../src/models/vlm/model.ts';
 import { presetNames } from '../src/models/vlm/systems.ts';
 import { allclose } from './util.ts';
-import { testImage, tinyModel } from './helpers/vlm.ts';
+import { templateFor, tokenizeSegments } from '../src/models/vlm/templates.ts';
+import { testImage, tinyModel, tinyTokenizer } from './helpers/vlm.ts';
 
 const PRESETS = presetNames();
 const SIZES: [number, number][] = [[64, 48], [37, 90], [130, 130], [1, 97], [97, 1]]; // extreme aspect ratios included
@@ -96,3 +97,17 @@ for (const name of PRESETS) {
     for (const p of [a, b]) for (const t of Object.values(p.pixels)) t.dispose();
   });
 }
+
+
+test('every preset template: the generation prompt is a prefix of the training sequence, replies are supervised', () => {
+  const tok = tinyTokenizer();
+  for (const name of new Set(PRESETS.map((p) => tinyModel(p).config.info.template))) {
+    const t = templateFor(name);
+    const user = { role: 'user' as const, parts: [{ image: 0 }, { text: 'What colour is the circle?' }] };
+    const prompt = tokenizeSegments(tok, t.render([user], true), 4).ids;
+    const full = tokenizeSegments(tok, t.render([user, { role: 'assistant', parts: [{ text: 'red' }] }], false), 4);
+    assert.deepEqual(full.ids.slice(0, prompt.length), prompt, `template ${name}`);
+    const sup = tok.decode(full.ids.filter((_, i) => full.labels[i] !== IGNORE_INDEX), { skipSpecialTokens: true });
+    assert.ok(sup.includes('red'), `template ${name} supervises the reply (got ${JSON.stringify(sup)})`);
+  }
+});

@@ -153,10 +153,12 @@ test('SPHINX template: conv_v1_2 text, only replies and their "\\n###" supervise
   const text = segs.map((s) => ('text' in s ? s.text : 'special' in s ? `<${s.special}>` : '<image>')).join('');
   assert.equal(text, "<bos>A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions.\n\n### Human: What is it?\n### Assistant: A cat.\n### Human: Colour?\n### Assistant:");
   const sup = segs.filter((s) => 'text' in s && s.supervised).map((s) => ('text' in s ? s.text : '')).join('');
-  assert.equal(sup, 'A cat.\n###');
+  assert.equal(sup, ' A cat.\n###');
   const tok = tinyTokenizer();
   const { ids, labels } = tokenizeSegments(tok, t.render(turns.slice(0, 2), false), 4);
-  assert.equal(tok.decode(ids.filter((_, i) => labels[i] !== IGNORE_INDEX)), 'A cat.\n###');
+  assert.equal(tok.decode(ids.filter((_, i) => labels[i] !== IGNORE_INDEX)), ' A cat.\n###');
+  const prompt = tokenizeSegments(tok, t.render(turns.slice(0, 1), true), 4).ids;
+  assert.deepEqual(ids.slice(0, prompt.length), prompt, 'the generation prompt is a prefix of the training sequence');
   assert.deepEqual(t.stopStrings, ['\n###']);
   assert.throws(() => t.render(turns.slice(0, 2), true), /last turn must be the user's/);
 });

@@ -69,7 +69,7 @@ export async function runCompletion(model: ChatModel, turns: readonly ChatTurn[]
       seed: (s.seed ?? Math.floor(Math.random() * 2 ** 32)) >>> 0,
       stopTokenIds: model.stopTokenIds,
       stopStrings: [...model.stopStrings, ...s.stop],
-      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }).replace(/^\s+/, ''), // templates end the prompt at "Assistant:"; the reply's leading space is not content
       ...(hooks.onDelta ? { onToken: (_row: number, _id: number, d: string) => { if (d !== '') hooks.onDelta!(d); } } : {}),
       ...(hooks.signal ? { signal: hooks.signal } : {}),
     });

@@ -49,7 +49,12 @@ function partsOf(t: Turn, supervised = false): Segment[] {
   return t.parts.map((p) => ('text' in p ? { text: p.text, supervised } : { image: p.image }));
 }
 
-/** SPHINX: SYSTEM "\n\n###" then " Human: q\n###" " Assistant: a\n###"; the reply and its "\n###" are supervised. */
+/**
+ * SPHINX: SYSTEM "\n\n###" then " Human: q\n###" " Assistant: a\n###"; the reply and its "\n###"
+ * are supervised. The space after "Assistant:" is supervised with the reply (as SentencePiece folds
+ * it into the reply's first token), so a prompt ending in " Assistant:" (SPEC §1.12) continues
+ * exactly as training taught.
+ */
 const sphinx: ConversationTemplate = {
   name: 'sphinx',
   stopStrings: ['\n###'],
@@ -59,7 +64,7 @@ const sphinx: ConversationTemplate = {
     const out: Segment[] = [{ special: 'bos' }, { text: `${system}\n\n###` }];
     for (const t of rest) {
       if (t.role === 'user') out.push({ text: ' Human: ' }, ...partsOf(t), { text: '\n###' });
-      else out.push({ text: ' Assistant:' }, { text: ' ' }, ...partsOf(t, true), { text: '\n###', supervised: true });
+      else out.push({ text: ' Assistant:' }, { text: ' ', supervised: true }, ...partsOf(t, true), { text: '\n###', supervised: true });
     }
     if (generation) out.push({ text: ' Assistant:' });
     return merge(out);
@@ -76,7 +81,7 @@ const vicunaV1: ConversationTemplate = {
     const out: Segment[] = [{ special: 'bos' }, { text: `${system} ` }];
     for (const t of rest) {
       if (t.role === 'user') out.push({ text: 'USER: ' }, ...partsOf(t), { text: ' ' });
-      else out.push({ text: 'ASSISTANT: ' }, ...partsOf(t, true), { special: 'eos', supervised: true });
+      else out.push({ text: 'ASSISTANT:' }, { text: ' ', supervised: true }, ...partsOf(t, true), { special: 'eos', supervised: true });
     }
     if (generation) out.push({ text: 'ASSISTANT:' });
     return merge(out);
