@@ -51,6 +51,11 @@ const commands: Record<string, Command> = {
     usage: 'chimera train --config FILE | --preset NAME[:tiny] | --model DIR --out DIR [--data FILE] [--root DIR] [--resume] [--steps N] [--stop-after N] [--recipe NAME] [--batch B] [--grad-accum K] [--lr X] [--seed S] [--backend auto|native|reference] [--json]',
     run: async (a) => (await import('./train.ts')).train(a),
   },
+  'pretrain-encoder': {
+    summary: 'pre-train a tiny visual encoder on the built-in corpus with its own paradigm',
+    usage: 'chimera pretrain-encoder --kind clip|dino|supervised|qformer --out DIR [--steps N] [--seed S] [--batch B] [--lr LR] [--config FILE] [--vision DIR] [--data auto|subset|full] [--backend auto|native|reference] [--json]',
+    run: async (a) => (await import('./pretrain-encoder.ts')).pretrainEncoder(a),
+  },
   mix: {
     summary: 'weight mixing: theta = B*theta_a + (1-B)*theta_b, or --search B over a validation set',
     usage: 'chimera mix --a DIR_A --b DIR_B --beta B --out DIR_C [--only REGEX] [--json] | chimera mix --a DIR_A --b DIR_B --out DIR_C --search 0,0.25,0.5,0.75,1 --data VAL --task vqa|rec|pope|mme|caption [--limit N] [--max-tokens N] [--root DIR]',
