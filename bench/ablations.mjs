@@ -34,7 +34,7 @@ function trainVariant(sizes) {
   const m = newDemoModel(demoConfigJson(sizes), seed);
   loadTowers(m.params, towers);
   trainStage(m, 'pretrain', 's1', new SampleStream({ domain: 'both', split: 'train', seed, tasks: STAGE1_TASKS }, tok, m), { steps: steps.stage1, batch: steps.batch, lr: 2e-3 });
-  trainStage(m, 'finetune', 's2', new SampleStream({ domain: 'both', split: 'train', seed: seed + 1, tasks: STAGE2_TASKS, smallObjects: sizes.smallTrain ?? false }, tok, m), { steps: steps.stage2, batch: steps.batch, lr: 1.5e-3 });
+  trainStage(m, 'finetune', 's2', new SampleStream({ domain: 'both', split: 'train', seed: seed + 1, tasks: STAGE2_TASKS, smallObjects: sizes.smallTrain ?? false, pool: steps.stage2Pool }, tok, m), { steps: steps.stage2, batch: steps.batch, lr: 2e-3 });
   return m;
 }
 const rows = [], out = {};

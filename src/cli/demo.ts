@@ -161,12 +161,12 @@ export interface DemoOptions {
 }
 
 /** Step counts at scale 1 (about 15–20 minutes on 2 cores from nothing). */
-export function demoSteps(scale: number): { tokVocabSamples: number; towers: { clip: number; dino: number; supervised: number; qformer: number }; stage1: number; stage2: number; batch: number; evalN: number } {
+export function demoSteps(scale: number): { tokVocabSamples: number; towers: { clip: number; dino: number; supervised: number; qformer: number }; stage1: number; stage2: number; stage2Pool: number; batch: number; evalN: number } {
   const s = (n: number, min: number): number => Math.max(min, Math.round(n * scale));
   return {
     tokVocabSamples: s(1500, 100),
     towers: { clip: s(250, 3), dino: s(120, 3), supervised: s(300, 3), qformer: s(150, 3) },
-    stage1: s(250, 3), stage2: s(1400, 5), batch: scale < 0.1 ? 4 : 8, evalN: s(150, 6),
+    stage1: s(250, 3), stage2: s(2400, 5), stage2Pool: s(6000, 8), batch: scale < 0.1 ? 4 : 8, evalN: s(150, 6),
   };
 }
 
@@ -225,7 +225,7 @@ export async function runDemo(o: DemoOptions, rep: Reporter): Promise<Record<str
     t = rep.elapsed();
     rep.phase('stage 2: multi-task instruction tuning on both domains (VQA, captions, REC, REG, grounded captions, detection, keypoints, text)');
     const m = (await loadDemo(mixedDir)).model;
-    losses['stage2'] = trend(trainStage(m, 'finetune', 'stage2 multi-task', new SampleStream({ domain: 'both', split: 'train', seed: o.seed + 1, tasks: STAGE2_TASKS }, tok, m), { steps: steps.stage2, batch: steps.batch, lr: 1.5e-3 }, stageLog));
+    losses['stage2'] = trend(trainStage(m, 'finetune', 'stage2 multi-task', new SampleStream({ domain: 'both', split: 'train', seed: o.seed + 1, tasks: STAGE2_TASKS, pool: steps.stage2Pool }, tok, m), { steps: steps.stage2, batch: steps.batch, lr: 2e-3 }, stageLog));
     saveDemoModel(modelDir, m, configJson, tok);
     freeModel(m);
     mark('stage2_s', t);
