@@ -162,3 +162,16 @@ test('SPHINX template: conv_v1_2 text, only replies and their "\\n###" supervise
   assert.deepEqual(t.stopStrings, ['\n###']);
   assert.throws(() => t.render(turns.slice(0, 2), true), /last turn must be the user's/);
 });
+
+test('frozen-feature cache: a batch mixing cached (pixels dropped) and fresh images equals an uncached pass', () => {
+  const m = tinyModel('sphinx-1k', 7);
+  noGrad(() => {
+    const a = m.prepareImage(testImage(40, 60, 1)), b = m.prepareImage(testImage(60, 40, 2));
+    const want = m.encodeImages([m.prepareImage(testImage(40, 60, 1)), m.prepareImage(testImage(60, 40, 2))]);
+    m.encodeImages([a]); // caches a's features
+    for (const k of Object.keys(a.pixels)) if (!k.startsWith('feature:')) { a.pixels[k]!.dispose(); delete a.pixels[k]; }
+    const got = m.encodeImages([a, b]);
+    got.forEach((g, i) => allclose(F.denseData(g), F.denseData(want[i]!), { atol: 1e-5 }));
+    assert.ok(Object.keys(b.pixels).some((k) => k.startsWith('feature:')), 'the fresh image is cached too');
+  });
+});

@@ -220,24 +220,28 @@ export function convnextTokens(cfg: SphinxConfig, p: convnext.ConvNextParams, px
 
 function encode(cfg: SphinxConfig, params: SphinxParams, images: readonly PreparedImage[], ctx: EncodeContext): Tensor[] {
   const D = ctx.llm.hiddenSize;
-  const cat = (key: string): Tensor => {
-    const xs = images.map((im) => im.pixels[key]!);
+  const cat = (key: string, subset: readonly PreparedImage[]): Tensor => {
+    const xs = subset.map((im) => {
+      const t = im.pixels[key];
+      if (t === undefined) throw new Error(`sphinx: image has no '${key}' pixels (prepare it again)`);
+      return t;
+    });
     return xs.length === 1 ? xs[0]! : F.concat(xs, 0);
   };
   const views = (im: PreparedImage): number => im.views.length;
   const feats: Tensor[] = [];
   if (cfg.clip) {
     const t = cfg.clip, p = params.clip!;
-    feats.push(cachedFrozen(images, 'clip', p, views, () => clip.postLayerNorm(p, t.cfg, clip.forwardClipVision(p, t.cfg, cat('vit')).lastHiddenState))); // [V, 1+N, Dc]
+    feats.push(cachedFrozen(images, 'clip', p, views, (sub) => clip.postLayerNorm(p, t.cfg, clip.forwardClipVision(p, t.cfg, cat('vit', sub)).lastHiddenState))); // [V, 1+N, Dc]
   }
   if (cfg.convnext) {
     const p = params.openclip_convnext_xxl!;
-    feats.push(cachedFrozen(images, 'convnext', p, views, () => convnextTokens(cfg, p, cat('convnext')))); // [V, 1+N, Cc]
+    feats.push(cachedFrozen(images, 'convnext', p, views, (sub) => convnextTokens(cfg, p, cat('convnext', sub)))); // [V, 1+N, Cc]
   }
   if (cfg.dinov2) {
     const t = cfg.dinov2, p = params.dinov2_vitg14!;
-    feats.push(cachedFrozen(images, 'dinov2', p, views, () => {
-      const h = dinov2.forwardDinov2(p, t.cfg, clipToImagenet(cat('vit'))).lastHiddenState; // [V, 1+R+N, Dg]
+    feats.push(cachedFrozen(images, 'dinov2', p, views, (sub) => {
+      const h = dinov2.forwardDinov2(p, t.cfg, clipToImagenet(cat('vit', sub))).lastHiddenState; // [V, 1+R+N, Dg]
       const R = t.cfg.numRegisterTokens;
       return R === 0 ? h : F.concat([F.slice(h, 1, 0, 1), F.slice(h, 1, 1 + R)], 1);
     }));
@@ -248,7 +252,7 @@ function encode(cfg: SphinxConfig, params: SphinxParams, images: readonly Prepar
   const parts: Tensor[] = [];
   const V = vis.shape[0]!;
   if (cfg.qformer) {
-    const q = cachedFrozen(images, 'qformer', params.qformer!, views, () => qformerFeatures(cfg.qformer!, params.qformer!, cat('vit'))); // [V, Q, Dq]
+    const q = cachedFrozen(images, 'qformer', params.qformer!, views, (sub) => qformerFeatures(cfg.qformer!, params.qformer!, cat('vit', sub))); // [V, Q, Dq]
     const [qp, qln] = params.qformer_proj!;
     parts.push(layerNorm(qln, linear(qp, q)));
   }

@@ -41,24 +41,33 @@ let nextTreeId = 1;
 /**
  * A frozen branch's features, cached on each image as `pixels['feature:<key>:<tree id>']` so later
  * passes over the same PreparedImage (training epochs) skip the tower; the cache goes with the
- * image's other tensors. `fn` computes the whole batch, `rows(image)` of its leading rows per image
- * in order. A trainable branch (grad on and any leaf requiring it) is always recomputed.
+ * image's other tensors. `fn(subset)` computes the rows of the given images in order, `rows(image)`
+ * of them per image; only the images without a cached entry are computed. A trainable branch
+ * (grad on and any leaf requiring it) is always recomputed.
  */
-export function cachedFrozen(images: readonly PreparedImage[], key: string, tree: object, rows: (im: PreparedImage) => number, fn: () => Tensor): Tensor {
-  if (isGradEnabled() && [...flatten<Tensor>(tree).values()].some((t) => t.requiresGrad)) return fn();
+export function cachedFrozen(images: readonly PreparedImage[], key: string, tree: object, rows: (im: PreparedImage) => number, fn: (subset: readonly PreparedImage[]) => Tensor): Tensor {
+  if (isGradEnabled() && [...flatten<Tensor>(tree).values()].some((t) => t.requiresGrad)) return fn(images);
   let id = treeIds.get(tree);
   if (id === undefined) treeIds.set(tree, (id = nextTreeId++));
   const name = `feature:${key}:${id}`;
-  const hit = images.map((im) => im.pixels[name]);
-  if (hit.every((t) => t !== undefined && !t.isDisposed)) return hit.length === 1 ? hit[0]! : F.concat(hit as Tensor[], 0);
-  const out = noGrad(fn);
-  let at = 0;
-  for (const im of images) {
-    const n = rows(im);
-    im.pixels[name] = keep(F.contiguous(F.slice(out, 0, at, at + n)));
-    at += n;
+  const cached = (im: PreparedImage): Tensor | undefined => {
+    const t = im.pixels[name];
+    return t !== undefined && !t.isDisposed ? t : undefined;
+  };
+  const missing = images.filter((im) => cached(im) === undefined);
+  if (missing.length > 0) {
+    const out = noGrad(() => fn(missing));
+    let at = 0;
+    for (const im of missing) {
+      const n = rows(im);
+      im.pixels[name] = keep(F.contiguous(F.slice(out, 0, at, at + n)));
+      at += n;
+    }
+    if (missing.length === images.length) return out;
+    out.dispose();
   }
-  return out;
+  const parts = images.map((im) => cached(im)!);
+  return parts.length === 1 ? parts[0]! : F.concat(parts, 0);
 }
 
 /**
