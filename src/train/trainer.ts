@@ -283,7 +283,7 @@ export class Trainer {
           data.dispose?.();
           for (const o of opts) o.zeroGrad();
         }
-        const k = Math.min(10, losses.length);
+        const k = Math.max(1, Math.min(10, Math.floor(losses.length / 2))); // first and last windows never overlap
         const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
         summaries.push({ name: stage.name, steps: losses.length, trainable: trainable.length, firstLoss: mean(losses.slice(0, k)), lastLoss: mean(losses.slice(losses.length - k)) });
       }
