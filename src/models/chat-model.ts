@@ -4,6 +4,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { flatten } from '../engine/tree.ts';
+import type { Tensor } from '../engine/tensor.ts';
 import { builtinChatTemplates, ChatTemplate } from '../io/chat-template.ts';
 import { loadTokenizer, type Tokenizer } from '../io/tokenizer.ts';
 import type { RgbImage } from '../vision/preprocess.ts';
@@ -125,19 +127,8 @@ class TextChatModel implements ChatModel {
   }
 
   dispose(): void {
-    for (const t of flattenParams(this.lm.params)) t.dispose();
+    for (const t of flatten<Tensor>(this.lm.params).values()) t.dispose();
   }
-}
-
-function flattenParams(p: LlamaParams): { dispose(): void }[] {
-  const out: { dispose(): void }[] = [];
-  const walk = (n: unknown): void => {
-    if (n === null || typeof n !== 'object') return;
-    if ('dispose' in n && typeof (n as { dispose: unknown }).dispose === 'function' && 'shape' in n) out.push(n as { dispose(): void });
-    else for (const v of Object.values(n)) walk(v);
-  };
-  walk(p);
-  return out;
 }
 
 /** Loads a model folder for chat: config.json + safetensors + tokenizer.json. */
